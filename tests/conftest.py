@@ -205,13 +205,18 @@ def pg_url(postgres_server: PostgresServer) -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+def any_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a new, empty store of each kind in turn."""
+    return (f"sqlite:///{tmp_path / 'apollo.db'}" if request.param == "sqlite"
+            else str(request.getfixturevalue("pg_url")))
+
+
+@pytest.fixture
+def any_store(any_store_url: str) -> Iterator[Store]:
     """Each store implementation in turn: the store test suite runs against both."""
     from apollo.store.base import open_store
 
-    url = (f"sqlite:///{tmp_path / 'apollo.db'}" if request.param == "sqlite"
-           else request.getfixturevalue("pg_url"))
-    s = open_store(url)
+    s = open_store(any_store_url)
     yield s
     s.close()
 

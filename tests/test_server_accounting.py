@@ -3,28 +3,29 @@ the drift-to-guidance accounting, on hand-built logs with chosen times."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from apollo import events as ev
-from apollo.errors import ApolloError, NotFound
+from apollo.errors import ApolloError, NotFound, StoreError
+from apollo.protocols import Store
 from apollo.server.accounting import drifts
-from apollo.server.accounts import Accounts, digest
+from apollo.server.accounts import Accounts, PostgresAccounts, SQLiteAccounts, digest
 from apollo.server.fleet import Fleet, RunView, Thresholds, call_line
-from apollo.store.sqlite import SQLiteStore
+from conftest import PostgresServer
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 RID = "r-1"
 
 
 @pytest.fixture
-def accounts(tmp_path: Path) -> Accounts:
-    store = SQLiteStore(tmp_path / "a.db")  # makes the tables
-    store.close()
-    acc = Accounts(tmp_path / "a.db")
-    yield acc  # type: ignore[misc]
+def accounts(any_store: Store) -> Iterator[Accounts]:
+    """The accounts of each store kind in turn (the store's migrations made the tables)."""
+    acc = Accounts.for_store(any_store.url)
+    yield acc
     acc.close()
 
 
@@ -63,8 +64,8 @@ def test_users_tokens_and_roles(accounts: Accounts) -> None:
     user = accounts.by_token(token)
     assert user is not None and (user.name, user.role) == ("ann", "annotator")
     assert user.can("viewer") and user.can("annotator") and not user.can("admin")
-    row = accounts._conn().execute("SELECT token_hash FROM users").fetchone()
-    assert row[0] == digest(token) and token not in row[0]  # stored hashed
+    [(stored,)] = accounts._read("SELECT token_hash FROM users")
+    assert stored == digest(token) and token not in stored  # stored hashed
     with pytest.raises(ApolloError, match="already exists"):
         accounts.add_user("ann", "viewer")
     with pytest.raises(ApolloError, match="bad role"):
@@ -109,6 +110,68 @@ def test_heartbeats_join_into_spans(accounts: Accounts) -> None:
     spans = [(s.name, s.run_id, s.seconds) for s in accounts.spans(RID)]
     assert spans == [("ann", RID, 45.0), ("ann", RID, 10.0), ("bob", RID, 0.0)]
     assert len(accounts.spans()) == 4
+
+
+def test_each_store_kind_keeps_its_own_accounts(any_store: Store) -> None:
+    accounts = Accounts.for_store(any_store.url)
+    try:
+        kind = PostgresAccounts if any_store.url.startswith("postgresql") else SQLiteAccounts
+        assert type(accounts) is kind
+    finally:
+        accounts.close()
+
+
+def test_accounts_are_shared_by_every_console_on_the_store(any_store: Store) -> None:
+    """Two consoles (two `Accounts` on one store, as two processes or nodes would have): a
+    token, a session and a one-time link made on one work on the other, a link only once, and
+    concurrent heartbeats from both join into one span, not two."""
+    one, two = Accounts.for_store(any_store.url), Accounts.for_store(any_store.url)
+    try:
+        token = one.add_user("ann", "annotator")
+        found = two.by_token(token)
+        assert found is not None and found.name == "ann"
+        sid, session = two.new_session(found)
+        again = one.session(sid)
+        assert again is not None and again.csrf == session.csrf
+        code = one.new_login_link("ann")
+        with ThreadPoolExecutor(8) as pool:
+            used = list(pool.map(lambda i: (one, two)[i % 2].use_login_link(code), range(8)))
+        assert [u.name for u in used if u is not None] == ["ann"]  # exactly once
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: (one, two)[i % 2].heartbeat(
+                "ann", RID, T0 + timedelta(seconds=i)), range(16)))
+        [span] = one.spans(RID)  # one span (beats that lost the race count as covered)
+        assert span.last_seen_at == T0 + timedelta(seconds=15) and span.started_at < T0 + timedelta(seconds=15)
+        two.remove_user("ann")
+        assert one.by_token(token) is None and one.session(sid) is None
+    finally:
+        one.close()
+        two.close()
+
+
+def test_a_lost_database_connection_is_retried_then_reported(
+        postgres_server: PostgresServer, pg_url: str) -> None:
+    from apollo.store.postgres import PostgresStore
+
+    PostgresStore(pg_url).close()  # makes the tables
+    accounts = Accounts.for_store(pg_url)
+    try:
+        accounts.add_user("ann", "viewer")
+        killed = postgres_server.sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+            "application_name = 'apollo' AND pid <> pg_backend_pid()")
+        assert killed and all(ok for (ok,) in killed)
+        user = accounts.user("ann")  # its connection was cut: a new one, silently
+        assert user is not None and user.role == "viewer"
+        postgres_server.stop()
+        try:
+            with pytest.raises(StoreError, match="unavailable"):
+                accounts.users()
+        finally:
+            postgres_server.start()
+        assert [u.name for u in accounts.users()] == ["ann"]
+    finally:
+        accounts.close()
 
 
 # -- signals ----------------------------------------------------------------------------------

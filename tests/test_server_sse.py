@@ -26,8 +26,9 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-async def h(tmp_path: Path, anyio_backend: str) -> AsyncIterator[Harness]:
-    async with harness(tmp_path) as hh:
+async def h(tmp_path: Path, any_store_url: str, anyio_backend: str) -> AsyncIterator[Harness]:
+    """The console over each store kind in turn."""
+    async with harness(tmp_path, store_url=any_store_url) as hh:
         yield hh
 
 

@@ -26,10 +26,12 @@ from apollo import events as ev
 from apollo.agent import AgentConfig
 from apollo.config import Home
 from apollo.models import ModelConfig
+from apollo.protocols import Store
 from apollo.runner import Runner
 from apollo.server.accounts import Accounts
 from apollo.server.app import create_app
 from apollo.server.state import Settings
+from apollo.store.base import open_store
 from apollo.store.sqlite import SQLiteStore
 from apollo.tasks import TaskSpec
 
@@ -41,7 +43,7 @@ USERS = {"admin": "ada", "annotator": "ann", "viewer": "vic"}
 @dataclass
 class Harness:
     app: FastAPI
-    store: SQLiteStore
+    store: Store
     accounts: Accounts
     home: Home
     tmp: Path
@@ -84,13 +86,17 @@ def make_users(accounts: Accounts) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def harness(tmp: Path, settings: Settings | None = None,
-                  execute: tuple[str, ...] = ()) -> AsyncIterator[Harness]:
-    store = SQLiteStore(tmp / "apollo.db")
+async def harness(tmp: Path, settings: Settings | None = None, execute: tuple[str, ...] = (),
+                  store_url: str | None = None,
+                  runner: Callable[[Store, Home], Runner] | None = None,
+                  ) -> AsyncIterator[Harness]:
+    """The app over a store (default: SQLite in `tmp`); `runner`: makes the hosted runner."""
+    store = open_store(store_url or f"sqlite:///{tmp / 'apollo.db'}")
     accounts = Accounts.for_store(store.url)
     tokens = make_users(accounts)
     home = Home(tmp / "home")
-    app = create_app(store, home, accounts=accounts, settings=settings, execute=execute)
+    app = create_app(store, home, accounts=accounts, settings=settings, execute=execute,
+                     runner=runner(store, home) if runner else None)
     try:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)

@@ -22,37 +22,40 @@ from apollo.config import Home
 from apollo.errors import ApolloError
 
 if TYPE_CHECKING:
+    from apollo.protocols import Store
+    from apollo.runner import Runner
     from apollo.server.accounts import Accounts
     from apollo.server.state import Settings
-    from apollo.store.sqlite import SQLiteStore
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DbOpt = Annotated[str | None, typer.Option(
-    "--db", envvar="APOLLO_DB", help="Event store URL (sqlite:///PATH); default: "
-    "$APOLLO_HOME/apollo.db.")]
+    "--db", envvar="APOLLO_DB", help="Event store URL (sqlite:///PATH or postgresql://...); "
+    "default: $APOLLO_HOME/apollo.db.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 HostOpt = Annotated[str, typer.Option(help="Address to listen on (loopback by default).")]
 StallOpt = Annotated[float, typer.Option(
     "--stall-minutes", min=0.1, help="Flag a live run with no progress for this long.")]
+
+ADOPT_EVERY_S = 5.0
+"""How often `apollo serve --resume` looks for orphaned runs."""
 
 users_app = typer.Typer(name="users", no_args_is_help=True, add_completion=False,
                         rich_markup_mode=None, help="Console users and their tokens.")
 
 
 @contextmanager
-def _opened(db: str | None) -> Iterator[tuple[SQLiteStore, Accounts]]:
-    from apollo.errors import ConfigError
+def _opened(db: str | None) -> Iterator[tuple[Store, Accounts]]:
     from apollo.server.accounts import Accounts
     from apollo.store.base import open_store
-    from apollo.store.sqlite import SQLiteStore
 
     store = open_store(db or Home.resolve().db_url)
-    if not isinstance(store, SQLiteStore):
+    try:
+        accounts = Accounts.for_store(store.url)
+    except BaseException:
         store.close()
-        raise ConfigError(f"--db {store.url}: the console needs the SQLite store")
-    accounts = Accounts.for_store(store.url)
+        raise
     try:
         yield store, accounts
     finally:
@@ -101,15 +104,15 @@ def _warn_if_exposed(host: str) -> None:
                   "https proxy before exposing it beyond this machine")
 
 
-def _run_server(store: SQLiteStore, settings: Settings, sock: socket.socket,
-                execute: Sequence[str] = ()) -> None:
+def _run_server(store: Store, settings: Settings, sock: socket.socket,
+                execute: Sequence[str] = (), runner: Runner | None = None) -> None:
     import uvicorn
 
     from apollo.server.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("apollo").setLevel(logging.INFO)
-    app = create_app(store, Home.resolve(), settings=settings, execute=execute)
+    app = create_app(store, Home.resolve(), settings=settings, execute=execute, runner=runner)
     server = uvicorn.Server(uvicorn.Config(
         app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=3))
     try:
@@ -119,39 +122,59 @@ def _run_server(store: SQLiteStore, settings: Settings, sock: socket.socket,
     err.print("stopped; unfinished runs stay resumable (`apollo serve --resume`)")
 
 
-def _settings(concurrency: int, stall_minutes: float) -> Settings:
+def _settings(concurrency: int, stall_minutes: float,
+              adopt_every_s: float | None = None) -> Settings:
     from apollo.server.fleet import Thresholds
     from apollo.server.state import Settings
 
-    return Settings(max_concurrent=concurrency,
+    return Settings(max_concurrent=concurrency, adopt_every_s=adopt_every_s,
                     thresholds=Thresholds(stall_after_s=stall_minutes * 60))
 
 
 def serve(
     host: HostOpt = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8420,
-    concurrency: Annotated[int, typer.Option(min=1, help="Runs executed here at once.")] = 8,
+    concurrency: Annotated[int, typer.Option(min=1, help="Runs executed at once.")] = 8,
     resume: Annotated[bool, typer.Option(
-        "--resume", help="Also execute every unfinished run that no live process executes.")]
+        "--resume", help="Also execute every unfinished run that no live process executes, "
+        "at start and whenever one is orphaned later (its process or node died).")]
     = False,
     stall_minutes: StallOpt = 5.0,
+    executor: Annotated[str, typer.Option(
+        help="Where runs started from the console execute: local (this process) or ray (each "
+        "run a Ray actor).")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="With --executor ray: the cluster to join (auto: the one "
+        "running on this machine); default: start a local one.")] = None,
     db: DbOpt = None,
 ) -> None:
-    """Run the annotator console and its JSON API; runs started from it execute here."""
+    """Run the annotator console and its JSON API over a store (SQLite or PostgreSQL): it
+    shows every run in the store, whichever process or node executes it; runs started from
+    it execute here (or on Ray)."""
     _need_server_deps()
-    from apollo.runner import Runner
+    from apollo.executors import check_executor, make_runner
 
+    check_executor(executor, ray_address)
     with _opened(db) as (store, accounts):
         sock = _bind(host, port)
-        ids = Runner(store, Home.resolve()).resumable() if resume else []
+        try:
+            runner = make_runner(store, Home.resolve(), executor, max_concurrent=concurrency,
+                                 ray_address=ray_address)
+        except BaseException:
+            sock.close()
+            raise
+        ids = runner.resumable() if resume else []
         _warn_if_exposed(host)
         url = _url(host, sock)
         if not accounts.users():
             err.print("no users yet: add one with `apollo users add NAME --role admin`")
-        out.print(f"Apollo console on {url}/ (store {store.url}); Ctrl-C stops it")
+        where = "" if executor == "local" else f"; runs execute on Ray ({executor})"
+        out.print(f"Apollo console on {url}/ (store {store.name}{where}); "
+                  "Ctrl-C stops it")
         if ids:
             out.print(f"resuming {len(ids)} unfinished run(s)")
-        _run_server(store, _settings(concurrency, stall_minutes), sock, ids)
+        settings = _settings(concurrency, stall_minutes, ADOPT_EVERY_S if resume else None)
+        _run_server(store, settings, sock, ids, runner)
 
 
 def demo(

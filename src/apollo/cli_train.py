@@ -169,7 +169,7 @@ def _eval(values: dict[str, Any]) -> None:
         prepare,
         write_results,
     )
-    from apollo.runner import Runner
+    from apollo.executors import make_runner
     from apollo.store.base import open_store
 
     db = values.pop("db")
@@ -181,11 +181,14 @@ def _eval(values: dict[str, Any]) -> None:
     clear_output(evaluation.out)
     store = open_store(db or f"sqlite:///{evaluation.out / 'apollo.db'}")
     try:
+        runner = make_runner(store, home, cfg.executor, max_concurrent=cfg.concurrency,
+                             ray_address=cfg.ray_address)
         ids = create_runs(store, home, evaluation)
+        where = "" if cfg.executor == "local" else f" as {cfg.executor} actors"
         _say(f"evaluating {evaluation.model.spec} as {evaluation.name!r}: "
              f"{len(evaluation.suite.tasks)} task(s) x {cfg.seeds} run(s), at most "
-             f"{cfg.concurrency} at once, no human guidance", err)
-        _execute(Runner(store, home, max_concurrent=cfg.concurrency), ids)
+             f"{cfg.concurrency} at once{where}, no human guidance", err)
+        _execute(runner, ids)
         results = collect(store, evaluation)
     finally:
         store.close()

@@ -28,6 +28,8 @@ class Store(Protocol):
     """The append-only event store. Appends are durable when they return."""
 
     url: str
+    name: str
+    """The URL without its password (for messages)."""
 
     def append(self, event: Event) -> Event:
         """Append one event (its `seq` and `time` are assigned); blocks until durable."""
@@ -48,6 +50,11 @@ class Store(Protocol):
         ...
 
     def runs(self) -> list[RunSummary]: ...
+
+    def feed(self, after: int = 0, limit: int = 1000) -> list[tuple[int, Event]]:
+        """Every run's events past global id `after`, in append order, with their global ids
+        (gap-free: a reader that has seen id N has seen every event before it)."""
+        ...
 
     async def wait(self, run_id: str | None, after: int, timeout: float | None = None) -> bool:
         """Wait until the run (None: any run) has an event past `after` (a run's seq, or the

@@ -183,3 +183,14 @@ class Runner:
         """Unfinished runs that no live process executes (e.g. after a crash)."""
         return [s.run_id for s in self.store.runs()
                 if s.status not in TERMINAL_STATUSES and not owner_alive(s)]
+
+    def orphaned(self, unclaimed_after_s: float = STALE_OWNER_S) -> list[str]:
+        """Unfinished runs to adopt while others work beside this process: runs whose owner
+        is gone (its process crashed, its node died: see `owner_alive`), and runs nobody has
+        claimed for `unclaimed_after_s` since their last event (whoever made them is not
+        coming). Runs this process owns are not among them."""
+        now, me = ev.utcnow(), this_owner()
+        return [s.run_id for s in self.store.runs()
+                if s.status not in TERMINAL_STATUSES and s.owner != me and not owner_alive(s)
+                and (s.owner is not None
+                     or (now - s.updated_at).total_seconds() >= unclaimed_after_s)]

@@ -31,6 +31,7 @@ from apollo.config import Home
 from apollo.errors import ApolloError, ConfigError
 from apollo.evaluate.stats import Estimate, mean_ci, stratified_ci
 from apollo.evaluate.suite import Suite, load_suite
+from apollo.executors import check_executor
 from apollo.models import ModelConfig, parse_model_spec
 from apollo.protocols import Store
 
@@ -57,6 +58,11 @@ class EvalConfig:
     name: str | None = field(default=None, metadata={"help": (
         "The model's name in apollo compare (default: from the model spec).")})
     concurrency: int = field(default=4, metadata={"help": "Runs executed at once."})
+    executor: str = field(default="local", metadata={"help": (
+        "Where the runs execute: local (this process) or ray (each run a Ray actor).")})
+    ray_address: str | None = field(default=None, metadata={"help": (
+        "With --executor ray: the cluster to join (auto: the one running on this machine); "
+        "default: start a local one.")})
     max_steps: int | None = field(default=None, metadata={"help": (
         "Override every task's max steps.")})
     max_time: float | None = field(default=None, metadata={"help": (
@@ -81,6 +87,7 @@ class EvalConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
         if self.max_time is not None and self.max_time <= 0:
             raise ConfigError("--max-time must be positive")
+        check_executor(self.executor, self.ray_address)
         return self
 
 

@@ -27,17 +27,23 @@ def make_runner(store: Store, home: Home, executor: str = "local", *, max_concur
                 ray_address: str | None = None) -> Runner:
     """The runner of an executor: `local`, or `ray` (joining the cluster at `ray_address`:
     `auto` for the one running on this machine; None starts a local one)."""
+    check_executor(executor, ray_address)
     if executor == "local":
-        if ray_address is not None:
-            raise ConfigError("--ray-address goes with --executor ray")
         from apollo.runner import Runner
 
         return Runner(store, home, max_concurrent=max_concurrent)
-    if executor == "ray":
-        try:
-            from apollo.executors.ray_executor import RayExecutor
-        except ImportError as e:
-            raise ConfigError(f"--executor ray needs Ray ({e.name} is missing): "
-                              "pip install 'apollo-rollout[ray]'") from e
-        return RayExecutor(store, home, max_concurrent=max_concurrent, address=ray_address)
-    raise ConfigError(f"--executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
+    try:
+        from apollo.executors.ray_executor import RayExecutor
+    except ImportError as e:
+        raise ConfigError(f"--executor ray needs Ray ({e.name} is missing): "
+                          "pip install 'apollo-rollout[ray]'") from e
+    return RayExecutor(store, home, max_concurrent=max_concurrent, address=ray_address)
+
+
+def check_executor(executor: str, ray_address: str | None) -> None:
+    """Refuse an unknown executor, or a Ray address without the Ray executor (before any
+    run is made)."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
+    if ray_address is not None and executor != "ray":
+        raise ConfigError("--ray-address goes with --executor ray")

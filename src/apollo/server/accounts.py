@@ -1,27 +1,30 @@
 """People of the console: users and their tokens, login sessions, one-time login links, and
 attention spans (from the run page's heartbeats).
 
-These are not run state, so they live beside the event log (tables of migration
-`0002_console`), written here in short transactions of their own on this module's own
-connections (one per thread, 30 s busy timeout): a few writes a minute, next to the event
-store's single writer. Tokens, session ids and login codes are stored only as sha256 hashes;
-they are random (32 bytes), so a fast hash is enough.
+These are not run state, so they live beside the event log, in the store's own database
+(tables of migration `0002_console`, in SQLite and in PostgreSQL alike), written here in short
+serialisable transactions on this module's own connections (one per thread): a few writes a
+minute, next to the event store's writer. Every console process on a PostgreSQL store shares
+them, so a token or a session works on any of them. Tokens, session ids and login codes are
+stored only as sha256 hashes; they are random (32 bytes), so a fast hash is enough.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal, TypeVar, get_args
+from typing import Any, Literal, Protocol, TypeVar, get_args
 
-from apollo.errors import ApolloError, ConfigError, NotFound
+from apollo.errors import ApolloError, ConfigError, NotFound, StoreError
 from apollo.events import utcnow
 
 Role = Literal["viewer", "annotator", "admin"]
@@ -79,45 +82,63 @@ class Span:
 def sqlite_path(url: str) -> Path:
     """The database file of a `sqlite:///PATH` store URL."""
     if not url.startswith("sqlite:///"):
-        raise ConfigError(f"the console needs the SQLite store (got {url.split('@')[-1]})")
+        raise ConfigError(f"not a SQLite store URL: {url.split('@')[-1]}")
     return Path(url.removeprefix("sqlite:///"))
 
 
-class Accounts:
-    """Users, sessions, login links and attention spans, in the store's database file."""
+class Tx(Protocol):
+    """What a write sees: `execute(sql, args)` with `?` placeholders, returning a cursor."""
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> Any: ...
+
+
+class Accounts:
+    """Users, sessions, login links and attention spans, in the store's database.
+
+    `for_store(url)` gives the accounts of a store; the subclasses differ only in how they
+    connect and run a transaction.
+    """
+
+    def __init__(self) -> None:
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._all: list[Any] = []
         self._lock = threading.Lock()
 
     @classmethod
     def for_store(cls, url: str) -> Accounts:
         """The accounts of an opened store (whose migrations made the tables)."""
-        return cls(sqlite_path(url))
+        if url.startswith(("postgresql:", "postgres:")):
+            return PostgresAccounts(url)
+        return SQLiteAccounts(sqlite_path(url))
 
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+    def _connect(self) -> Any:
+        raise NotImplementedError
+
+    def _conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0,
-                                   check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn = self._connect()
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
         return conn
 
-    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
+    def _drop(self) -> None:
+        """Forget this thread's connection (broken: the next use opens a new one)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._local.conn = None
+            with self._lock:
+                self._all.remove(conn)
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _write(self, fn: Callable[[Tx], T]) -> T:
+        """Run `fn` in one serialisable transaction; its exceptions roll it back."""
+        raise NotImplementedError
 
     def close(self) -> None:
         with self._lock:
@@ -137,7 +158,7 @@ class Accounts:
             raise ApolloError(f"bad role {role!r}: expected one of {', '.join(ROLES)}")
         token = "apo_" + secrets.token_urlsafe(32)
 
-        def add(conn: sqlite3.Connection) -> None:
+        def add(conn: Tx) -> None:
             if conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
                 raise ApolloError(f"user {name!r} already exists (new token: `apollo users "
                                   f"token {name}`)")
@@ -151,7 +172,7 @@ class Accounts:
         """Replace a user's token (the old one and every session of the user stop working)."""
         token = "apo_" + secrets.token_urlsafe(32)
 
-        def rotate(conn: sqlite3.Connection) -> None:
+        def rotate(conn: Tx) -> None:
             cur = conn.execute("UPDATE users SET token_hash = ? WHERE name = ?",
                                (digest(token), name))
             if cur.rowcount == 0:
@@ -162,7 +183,7 @@ class Accounts:
         return token
 
     def remove_user(self, name: str) -> None:
-        def remove(conn: sqlite3.Connection) -> None:
+        def remove(conn: Tx) -> None:
             if conn.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 0:
                 raise NotFound(f"unknown user {name!r} (see `apollo users list`)")
             conn.execute("DELETE FROM sessions WHERE name = ?", (name,))
@@ -175,20 +196,17 @@ class Accounts:
         return User(name=row[0], role=row[1], created_at=datetime.fromisoformat(row[2]))  # type: ignore[arg-type]
 
     def users(self) -> list[User]:
-        rows = self._conn().execute(
-            "SELECT name, role, created_at FROM users ORDER BY name").fetchall()
+        rows = self._read("SELECT name, role, created_at FROM users ORDER BY name")
         return [self._user(r) for r in rows]
 
     def user(self, name: str) -> User | None:
-        row = self._conn().execute(
-            "SELECT name, role, created_at FROM users WHERE name = ?", (name,)).fetchone()
-        return self._user(row) if row else None
+        rows = self._read("SELECT name, role, created_at FROM users WHERE name = ?", (name,))
+        return self._user(rows[0]) if rows else None
 
     def by_token(self, token: str) -> User | None:
-        row = self._conn().execute(
-            "SELECT name, role, created_at FROM users WHERE token_hash = ?", (digest(token),)
-        ).fetchone()
-        return self._user(row) if row else None
+        rows = self._read("SELECT name, role, created_at FROM users WHERE token_hash = ?",
+                          (digest(token),))
+        return self._user(rows[0]) if rows else None
 
     # -- sessions and login links ---------------------------------------------------------
 
@@ -198,7 +216,7 @@ class Accounts:
         now = utcnow()
         session = Session(user=user, csrf=secrets.token_urlsafe(24), expires_at=now + SESSION_TTL)
 
-        def add(conn: sqlite3.Connection) -> None:
+        def add(conn: Tx) -> None:
             conn.execute("DELETE FROM sessions WHERE expires_at < ?", (now.isoformat(),))
             conn.execute("INSERT INTO sessions VALUES (?, ?, ?, ?, ?)",
                          (digest(sid), user.name, session.csrf, now.isoformat(),
@@ -208,11 +226,12 @@ class Accounts:
         return sid, session
 
     def session(self, sid: str) -> Session | None:
-        row = self._conn().execute(
+        rows = self._read(
             "SELECT u.name, u.role, u.created_at, s.csrf, s.expires_at FROM sessions s "
-            "JOIN users u ON u.name = s.name WHERE s.id_hash = ?", (digest(sid),)).fetchone()
-        if row is None:
+            "JOIN users u ON u.name = s.name WHERE s.id_hash = ?", (digest(sid),))
+        if not rows:
             return None
+        row = rows[0]
         expires = datetime.fromisoformat(row[4])
         if expires <= utcnow():
             return None
@@ -225,7 +244,7 @@ class Accounts:
         """A one-time login code for a user (for `apollo demo` and `apollo users link`)."""
         code = secrets.token_urlsafe(32)
 
-        def add(conn: sqlite3.Connection) -> None:
+        def add(conn: Tx) -> None:
             if not conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
                 raise NotFound(f"unknown user {name!r} (see `apollo users list`)")
             conn.execute("INSERT INTO login_links VALUES (?, ?, ?)",
@@ -237,7 +256,7 @@ class Accounts:
     def use_login_link(self, code: str) -> User | None:
         """The user a code logs in, once: the code is gone afterwards (also when expired)."""
 
-        def use(conn: sqlite3.Connection) -> tuple[str, str] | None:
+        def use(conn: Tx) -> tuple[str, str] | None:
             row = conn.execute("SELECT name, expires_at FROM login_links WHERE code_hash = ?",
                                (digest(code),)).fetchone()
             conn.execute("DELETE FROM login_links WHERE code_hash = ? OR expires_at < ?",
@@ -256,7 +275,7 @@ class Accounts:
         that run when it was seen within `SPAN_GAP`, else starts a new one."""
         now = now or utcnow()
 
-        def beat(conn: sqlite3.Connection) -> Span:
+        def beat(conn: Tx) -> Span:
             row = conn.execute(
                 "SELECT id, started_at, last_seen_at FROM attention WHERE run_id = ? AND "
                 "name = ? ORDER BY id DESC LIMIT 1", (run_id, name)).fetchone()
@@ -280,6 +299,94 @@ class Accounts:
         if run_id is not None:
             sql += " WHERE run_id = ?"
             args = (run_id,)
-        rows = self._conn().execute(sql + " ORDER BY id", args).fetchall()
+        rows = self._read(sql + " ORDER BY id", args)
         return [Span(r[0], r[1], datetime.fromisoformat(r[2]), datetime.fromisoformat(r[3]))
                 for r in rows]
+
+
+class SQLiteAccounts(Accounts):
+    """The accounts in a SQLite store's file (30 s busy timeout, like the store's readers)."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = Path(path)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0,
+                               check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = self._conn().execute(sql, args).fetchall()
+        return rows
+
+    def _write(self, fn: Callable[[Tx], T]) -> T:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")  # one writer at a time: serialisable
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+
+class _PgTx:
+    """A psycopg connection taking `?` placeholders (the SQL above is written for both)."""
+
+    def __init__(self, conn: Any):
+        self.conn = conn
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        return self.conn.execute(sql.replace("?", "%s"), args)
+
+
+class PostgresAccounts(Accounts):
+    """The accounts in a PostgreSQL store, shared by every console process on it.
+
+    Writes run at SERIALIZABLE and are retried when PostgreSQL aborts one for a conflict with
+    another console's; a lost connection is retried once on a new one (the server may have
+    restarted), then reported as a `StoreError` (503 in the API).
+    """
+
+    RETRIES = 20
+
+    def __init__(self, url: str):
+        from apollo.store.postgres import redact
+
+        super().__init__()
+        self.url = url
+        self.name = redact(url)
+
+    def _connect(self) -> Any:
+        from apollo.store.postgres import connect
+
+        return connect(self.url, autocommit=True)
+
+    def _attempt(self, work: Callable[[Any], T]) -> T:
+        import psycopg
+
+        for attempt in range(self.RETRIES):
+            try:
+                return work(self._conn())
+            except psycopg.errors.SerializationFailure:
+                time.sleep(0.005 * (attempt + 1))
+            except psycopg.OperationalError as e:
+                self._drop()
+                if attempt:
+                    raise StoreError(f"store {self.name} unavailable: "
+                                     f"{' '.join(str(e).split())}") from e
+        raise StoreError(f"store {self.name}: a console write kept conflicting with others")
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._attempt(lambda conn: conn.execute(sql.replace("?", "%s"), args).fetchall())
+
+    def _write(self, fn: Callable[[Tx], T]) -> T:
+        def transaction(conn: Any) -> T:
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+                return fn(_PgTx(conn))
+
+        return self._attempt(transaction)

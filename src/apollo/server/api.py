@@ -74,7 +74,13 @@ class Appended(BaseModel):
     guidance_id: str | None = None
 
 
-def get_run(c: Console, run_id: str) -> RunSummary:
+async def get_run(c: Console, run_id: str) -> RunSummary:
+    """The run with exactly this id, read off the event loop (a PostgreSQL store's read may
+    wait out an outage)."""
+    return await asyncio.to_thread(find_run, c, run_id)
+
+
+def find_run(c: Console, run_id: str) -> RunSummary:
     """The run with exactly this id (an API client names runs by their full id)."""
     try:
         summary = c.store.run(run_id)
@@ -127,7 +133,7 @@ def list_runs(
 
 @router.get("/runs/{run_id}", summary="One run: its row, task, model and settings")
 async def get_one(run_id: RunId, _: Viewer, c: Ctx) -> dict[str, Any]:
-    get_run(c, run_id)
+    await get_run(c, run_id)
     created = await created_event(c, run_id)
     view = c.fleet.views.get(run_id)
     now = utcnow()
@@ -148,7 +154,7 @@ async def get_events(
     after: Annotated[int, Query(ge=0, description="Only events with seq > after.")] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> dict[str, Any]:
-    summary = get_run(c, run_id)
+    summary = await get_run(c, run_id)
     events = await asyncio.to_thread(c.store.events, run_id, after)
     page = events[:limit]
     return {"run_id": run_id, "last_seq": summary.last_seq,
@@ -158,26 +164,26 @@ async def get_events(
 
 @router.get("/runs/{run_id}/guidance", summary="Each message: queued, then delivered at step N")
 async def get_guidance(run_id: RunId, _: Viewer, c: Ctx) -> list[dict[str, Any]]:
-    get_run(c, run_id)
+    await get_run(c, run_id)
     return views.guidance(await run_events(c, run_id))
 
 
 @router.get("/runs/{run_id}/files", summary="Files the agent wrote or edited")
 async def get_files(run_id: RunId, _: Viewer, c: Ctx) -> list[dict[str, Any]]:
-    get_run(c, run_id)
+    await get_run(c, run_id)
     return views.changed_files(await run_events(c, run_id))
 
 
 @router.get("/runs/{run_id}/jobs", summary="Background jobs and their latest output")
 async def get_jobs(run_id: RunId, _: Viewer, c: Ctx) -> list[dict[str, Any]]:
-    get_run(c, run_id)
+    await get_run(c, run_id)
     return views.jobs(await run_events(c, run_id))
 
 
 @router.get("/runs/{run_id}/steps/{step}/context",
             summary="The exact messages the model received at a step")
 async def get_context(run_id: RunId, step: Step, _: Viewer, c: Ctx) -> dict[str, Any]:
-    get_run(c, run_id)
+    await get_run(c, run_id)
     events = await run_events(c, run_id)
     try:
         return await asyncio.to_thread(views.context, events, step)
@@ -189,7 +195,7 @@ async def get_context(run_id: RunId, step: Step, _: Viewer, c: Ctx) -> dict[str,
             summary="The full text of a step's observation (plain text)",
             responses={200: {"content": {"text/plain": {}}}})
 async def get_observation(run_id: RunId, step: Step, _: Viewer, c: Ctx) -> PlainTextResponse:
-    get_run(c, run_id)
+    await get_run(c, run_id)
     events = await run_events(c, run_id)
     try:
         text = await asyncio.to_thread(views.observation, events, step)
@@ -204,7 +210,7 @@ async def get_observation(run_id: RunId, step: Step, _: Viewer, c: Ctx) -> Plain
 @router.post("/runs/{run_id}/guidance", status_code=201, response_model=Appended,
              summary="Queue guidance (delivered at the next step; interrupt: at once)")
 async def post_guidance(run_id: RunId, body: GuidanceIn, who: Annotator, c: Ctx) -> Appended:
-    summary = get_run(c, run_id)
+    summary = await get_run(c, run_id)
     _live(summary, "guide")
     created = await created_event(c, run_id)
     if not created.config.get("guidance", True):
@@ -217,7 +223,7 @@ async def post_guidance(run_id: RunId, body: GuidanceIn, who: Annotator, c: Ctx)
 @router.post("/runs/{run_id}/labels", status_code=201, response_model=Appended,
              summary="Label one action good or bad")
 async def post_label(run_id: RunId, body: LabelIn, who: Annotator, c: Ctx) -> Appended:
-    summary = get_run(c, run_id)
+    summary = await get_run(c, run_id)
     known = {ev.action_id(run_id, k) for k in range(1, summary.step + 1)}
     if body.action_id not in known:
         raise HTTPException(404, f"run {run_id} has no action {body.action_id!r}")
@@ -229,7 +235,7 @@ async def post_label(run_id: RunId, body: LabelIn, who: Annotator, c: Ctx) -> Ap
 @router.post("/runs/{run_id}/pause", status_code=201, response_model=Appended,
              summary="Pause the run at its next step boundary")
 async def post_pause(run_id: RunId, body: ControlIn, who: Annotator, c: Ctx) -> Appended:
-    summary = get_run(c, run_id)
+    summary = await get_run(c, run_id)
     _live(summary, "pause")
     if summary.status in ("paused", "stopping"):
         raise HTTPException(409, f"run {run_id} is already {summary.status}")
@@ -239,7 +245,7 @@ async def post_pause(run_id: RunId, body: ControlIn, who: Annotator, c: Ctx) -> 
 @router.post("/runs/{run_id}/resume", status_code=201, response_model=Appended,
              summary="Let a paused run go on")
 async def post_resume(run_id: RunId, who: Annotator, c: Ctx) -> Appended:
-    summary = get_run(c, run_id)
+    summary = await get_run(c, run_id)
     if summary.status != "paused":
         raise HTTPException(409, f"run {run_id} is not paused ({summary.status})")
     return await _append(c, ev.RunResumed(run_id=run_id, author=who.user.name))
@@ -247,7 +253,7 @@ async def post_resume(run_id: RunId, who: Annotator, c: Ctx) -> Appended:
 
 @router.post("/runs/{run_id}/heartbeat", summary="The page of this run is open and in use")
 async def post_heartbeat(run_id: RunId, who: Viewer, c: Ctx) -> dict[str, Any]:
-    get_run(c, run_id)
+    await get_run(c, run_id)
     span = await asyncio.to_thread(c.accounts.heartbeat, who.user.name, run_id)
     return {"run_id": run_id, "span_started_at": span.started_at.isoformat(),
             "span_s": round(span.seconds, 3)}
@@ -256,7 +262,7 @@ async def post_heartbeat(run_id: RunId, who: Viewer, c: Ctx) -> dict[str, Any]:
 @router.post("/runs/{run_id}/stop", status_code=201, response_model=Appended,
              summary="Stop the run now (admin; the step in flight is cut short)")
 async def post_stop(run_id: RunId, body: ControlIn, who: Admin, c: Ctx) -> Appended:
-    summary = get_run(c, run_id)
+    summary = await get_run(c, run_id)
     _live(summary, "stop")
     if summary.status == "stopping":
         raise HTTPException(409, f"run {run_id} is already stopping")

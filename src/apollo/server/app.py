@@ -1,4 +1,4 @@
-"""The FastAPI app: a thin layer over the store and the runner.
+"""The FastAPI app: a thin layer over the store (either kind) and the runner (any executor).
 
 `create_app(store, home)` wires the API routers, the live streams, the pages and the static
 assets, and a lifespan that folds the log into the fleet view, follows the store's feed
@@ -9,6 +9,8 @@ Content-Security-Policy (no inline script, nothing from another origin), and eve
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from apollo import __version__
 from apollo.config import Home
 from apollo.errors import ApolloError, ConfigError, NotFound, RunBusy, StoreError
+from apollo.protocols import Store
 from apollo.runner import Runner
 from apollo.server import api, manage, pages, sse
 from apollo.server.accounts import Accounts
@@ -31,7 +34,6 @@ from apollo.server.fleet import Fleet
 from apollo.server.host import RunHost
 from apollo.server.hub import Hub
 from apollo.server.state import Console, Settings
-from apollo.store.sqlite import SQLiteStore
 
 HERE = Path(__file__).parent
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -126,24 +128,33 @@ def _apollo_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=status)
 
 
-def create_app(store: SQLiteStore, home: Home, *, accounts: Accounts | None = None,
-               settings: Settings | None = None, execute: Sequence[str] = ()) -> FastAPI:
-    """The console app over an opened store; `execute`: run ids to execute at start-up."""
+def create_app(store: Store, home: Home, *, accounts: Accounts | None = None,
+               settings: Settings | None = None, execute: Sequence[str] = (),
+               runner: Runner | None = None) -> FastAPI:
+    """The console app over an opened store (SQLite or PostgreSQL); `execute`: run ids to
+    execute at start-up; `runner`: where runs started from the console execute (default:
+    in this process, `settings.max_concurrent` at a time; see `apollo.executors`)."""
     settings = settings or Settings()
     own_accounts = accounts is None
     accounts = accounts or Accounts.for_store(store.url)
     fleet = Fleet(settings.thresholds)
     hub = Hub(store, fleet)
-    host = RunHost(Runner(store, home, max_concurrent=settings.max_concurrent))
+    host = RunHost(runner or Runner(store, home, max_concurrent=settings.max_concurrent))
     state = Console(store, home, accounts, fleet, hub, host, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await hub.start()
         host.execute(execute)
+        adopting = (asyncio.create_task(host.adopt(settings.adopt_every_s), name="apollo-adopt")
+                    if settings.adopt_every_s else None)
         try:
             yield
         finally:
+            if adopting is not None:
+                adopting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await adopting
             await host.close()
             await hub.close()
             if own_accounts:

@@ -1,7 +1,8 @@
 """The runner, hosted in the server's event loop: runs started from the console (or any API
 client) execute here, at most `max_concurrent` at a time.
 
-The host holds only asyncio tasks; a run's state is its log. When the server stops, the tasks
+The host holds only asyncio tasks; a run's state is its log. With `adopt`, it also takes over
+runs whose process or node died (`apollo serve --resume`). When the server stops, the tasks
 are cancelled and the runs stay resumable (`apollo serve --resume`, `apollo resume RUN`).
 """
 
@@ -57,6 +58,22 @@ class RunHost:
             ids.append(await asyncio.to_thread(self.runner.create, task, model, agent, labels))
         self.execute(ids)
         return ids
+
+    async def adopt(self, every_s: float) -> None:
+        """Forever: every `every_s`, execute the runs orphaned since the last look (their
+        process or node died; see `Runner.orphaned`), so that a console started with
+        `--resume` keeps every run going while it is up."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                ids = await asyncio.to_thread(self.runner.orphaned)
+            except ApolloError as e:  # e.g. the store is unavailable: look again later
+                log.warning("looking for orphaned runs failed: %s", e)
+                continue
+            ids = [r for r in ids if r not in self.executing]
+            if ids:
+                log.warning("adopting %d orphaned run(s): %s", len(ids), ", ".join(ids))
+                self.execute(ids)
 
     async def close(self) -> None:
         tasks = [t for t in self._tasks.values() if not t.done()]

@@ -12,11 +12,10 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from apollo import events as ev
+from apollo.protocols import Store
 from apollo.server.fleet import Fleet
 
 log = logging.getLogger("apollo.server")
@@ -26,16 +25,6 @@ PING_S = 15.0
 LAG_LIMIT = 5_000
 """A stream with more events than this waiting is restarted from the store instead."""
 RETRY_MS = 1_000
-
-
-class FeedStore(Protocol):
-    def feed(self, after: int = 0, limit: int = 1000) -> list[tuple[int, ev.Event]]: ...
-
-    def events(self, run_id: str, after: int = 0,
-               types: Sequence[str] | None = None) -> list[ev.Event]: ...
-
-    async def wait(self, run_id: str | None, after: int,
-                   timeout: float | None = None) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -66,7 +55,7 @@ def sse(data: str, id: int | None = None, event: str | None = None) -> str:
 
 
 class Hub:
-    def __init__(self, store: FeedStore, fleet: Fleet):
+    def __init__(self, store: Store, fleet: Fleet):
         self.store = store
         self.fleet = fleet
         self._runs: dict[str, set[Subscription]] = {}
@@ -94,7 +83,7 @@ class Hub:
         while True:
             await self.store.wait(None, self.fleet.gid)
             touched: set[str] = set()
-            for gid, e in self.store.feed(self.fleet.gid):
+            for gid, e in await asyncio.to_thread(self.store.feed, self.fleet.gid):
                 self.fleet.apply(gid, e)
                 touched.add(e.run_id)
                 subs = self._runs.get(e.run_id)

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
-from apollo.server.api import Ctx, RunId, Viewer, get_run
+from apollo.server.api import Ctx, RunId, Viewer, find_run
 
 router = APIRouter(prefix="/api", tags=["streams"])
 
@@ -46,7 +46,7 @@ def _stream(body: object) -> StreamingResponse:
             summary="A run's events, live (id: sequence number; data: the event as JSON)")
 def run_stream(run_id: RunId, _: Viewer, c: Ctx, after: After = 0,
                last_event_id: LastEventId = None) -> StreamingResponse:
-    get_run(c, run_id)
+    find_run(c, run_id)
     return _stream(c.hub.run_stream(run_id, resume_point(last_event_id, after)))
 
 

@@ -12,11 +12,11 @@ from apollo.server.fleet import Thresholds
 
 if TYPE_CHECKING:
     from apollo.config import Home
+    from apollo.protocols import Store
     from apollo.server.accounts import Accounts
     from apollo.server.fleet import Fleet
     from apollo.server.host import RunHost
     from apollo.server.hub import Hub
-    from apollo.store.sqlite import SQLiteStore
 
 
 @dataclass(frozen=True)
@@ -27,13 +27,16 @@ class Settings:
     """When the dashboard raises its attention signals."""
     max_body_bytes: int = 64 * 1024
     """Requests with a larger body are refused (413)."""
+    adopt_every_s: float | None = None
+    """Look for orphaned runs (their process or node died) this often and execute them here;
+    None: never (`apollo serve --resume` sets it)."""
     secure_cookies: bool | None = None
     """Mark the session cookie Secure; None: when the request came over https."""
 
 
 @dataclass
 class Console:
-    store: SQLiteStore
+    store: Store
     home: Home
     accounts: Accounts
     fleet: Fleet

@@ -73,6 +73,25 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}@{host}"))
 
 
+def conninfo(url: str) -> str:
+    """The connection string of a store URL, with Apollo's connection defaults (timeouts,
+    keepalives) where the URL does not set them."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as e:
+        raise ConfigError(f"--db {redact(url)}: not a PostgreSQL URL ({_one_line(e)})") from e
+    return make_conninfo("", **{**_CONNECT_DEFAULTS, **params})
+
+
+def connect(url: str, *, autocommit: bool) -> psycopg.Connection[Any]:
+    """A connection to the store at `url`, in UTC, outside any transaction."""
+    conn = psycopg.connect(conninfo(url), autocommit=autocommit)
+    conn.execute("SET TIME ZONE 'UTC'")
+    if not autocommit:
+        conn.commit()
+    return conn
+
+
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
@@ -94,11 +113,7 @@ class PostgresStore(QueuedAppends):
         self.name = redact(url)
         self.outage_timeout_s = (_outage_default() if outage_timeout_s is None
                                  else outage_timeout_s)
-        try:
-            params = conninfo_to_dict(url)
-        except psycopg.ProgrammingError as e:
-            raise ConfigError(f"--db {self.name}: not a PostgreSQL URL ({_one_line(e)})") from e
-        self._conninfo = make_conninfo("", **{**_CONNECT_DEFAULTS, **params})
+        conninfo(url)  # a malformed URL is a ConfigError before any connection is tried
         conn: psycopg.Connection[Any] | None = None
         try:
             conn = self._connect(autocommit=False)
@@ -125,11 +140,7 @@ class PostgresStore(QueuedAppends):
     # -- connections and outages -----------------------------------------------------------
 
     def _connect(self, *, autocommit: bool) -> psycopg.Connection[Any]:
-        conn = psycopg.connect(self._conninfo, autocommit=autocommit)
-        conn.execute("SET TIME ZONE 'UTC'")
-        if not autocommit:
-            conn.commit()
-        return conn
+        return connect(self.url, autocommit=autocommit)
 
     def _reader(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)

@@ -35,6 +35,7 @@ class SQLiteStore(QueuedAppends):
     def __init__(self, path: Path, *, synchronous: str = "FULL"):
         self.path = Path(path).resolve()
         self.url = f"sqlite:///{self.path}"
+        self.name = self.url
         self._synchronous = synchronous
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
