@@ -1,7 +1,8 @@
 """Load benchmark: many concurrent runs behind the console, watched and steered over loopback.
 
 Run `python -m bench.load` (`--quick` for a smoke run, `--sizes 50,200`, `--out`, `--check`).
-For each size N, in a fresh temporary APOLLO_HOME with the default SQLite store:
+For each size N, in a fresh temporary APOLLO_HOME with the default SQLite store (or, with
+`--db postgresql://...`, a new schema of that PostgreSQL database):
 
 1. N runs of a task built in code, driven by a scripted model that takes 1 s per step (`think`
    only, so no sandbox is involved), `max_steps` 50, each paused right after it is created.
@@ -35,13 +36,14 @@ import gc
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -54,7 +56,7 @@ from apollo.agent import AgentConfig
 from apollo.config import Home
 from apollo.models import parse_model_spec
 from apollo.runner import Runner
-from apollo.store.sqlite import SQLiteStore
+from apollo.store.base import open_store
 from apollo.tasks import TaskSpec
 from bench.report import Result, main, percentile
 
@@ -156,16 +158,38 @@ def wait_until(check: Any, what: str, deadline: float, poll: float = 0.1) -> Non
         time.sleep(poll)
 
 
-def idle_server_rss(root: Path) -> int:
-    """Resident memory of the console over an empty store (the base of memory per run)."""
-    home = root / "empty"
-    home.mkdir()
-    SQLiteStore(home / "apollo.db").close()
-    server = Server(home, f"sqlite:///{home / 'apollo.db'}", 8)
+@contextlib.contextmanager
+def fresh_store(home: Path, db: str | None) -> Iterator[str]:
+    """The URL of a new, empty store: a SQLite file in `home`, or (with `--db
+    postgresql://...`) a schema of its own in that database, dropped afterwards."""
+    home.mkdir(parents=True, exist_ok=True)
+    if db is None:
+        url = f"sqlite:///{home / 'apollo.db'}"
+        open_store(url).close()
+        yield url
+        return
+    from apollo.store.postgres import connect
+
+    schema = f"bench_{secrets.token_hex(6)}"
+    with connect(db, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    url = f"{db}{'&' if '?' in db else '?'}options=-csearch_path%3D{schema}"
     try:
-        return settled_rss(server)
+        open_store(url).close()  # its tables, before the server and the runs
+        yield url
     finally:
-        server.stop()
+        with connect(db, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def idle_server_rss(root: Path, db: str | None) -> int:
+    """Resident memory of the console over an empty store (the base of memory per run)."""
+    with fresh_store(root / "empty", db) as url:
+        server = Server(root / "empty", url, 8)
+        try:
+            return settled_rss(server)
+        finally:
+            server.stop()
 
 
 # -- the clients -------------------------------------------------------------------------------
@@ -238,10 +262,15 @@ async def annotate(client: httpx.AsyncClient, who: Annotator, run_ids: list[str]
 # -- one size ----------------------------------------------------------------------------------
 
 
-def one_size(root: Path, n: int, sizes: Sizes, base_rss: int) -> dict[str, Any]:
+def one_size(root: Path, n: int, sizes: Sizes, base_rss: int,
+             db: str | None) -> dict[str, Any]:
     home = Home(root / f"n{n}")
-    db = home.root / "apollo.db"
-    store = SQLiteStore(db)
+    with fresh_store(home.root, db) as url:
+        return _one_size(home, url, n, sizes, base_rss)
+
+
+def _one_size(home: Home, url: str, n: int, sizes: Sizes, base_rss: int) -> dict[str, Any]:
+    store = open_store(url)
     deadline = time.monotonic() + 120 + sizes.steps * sizes.delay_s * 4
     script = home.root / "slow.yaml"
     script.write_text(SCRIPT.format(delay=sizes.delay_s), encoding="utf-8")
@@ -258,7 +287,7 @@ def one_size(root: Path, n: int, sizes: Sizes, base_rss: int) -> dict[str, Any]:
     token = accounts.add_user("annotator", "annotator")
     accounts.close()
 
-    server = Server(home.root, f"sqlite:///{db}", n)
+    server = Server(home.root, url, n)
     try:
         wait_until(lambda: all(r.owner for r in store.runs()), f"{n} runs to attach", deadline)
         rss = settled_rss(server)
@@ -293,7 +322,7 @@ def one_size(root: Path, n: int, sizes: Sizes, base_rss: int) -> dict[str, Any]:
     logs = {rid: store.events(rid) for rid in ids}
     store.close()
     return {"n": n, "rss": rss, "base_rss": base_rss, "viewers": viewers,
-            "annotator": annotator, "logs": logs, "wall": wall}
+            "annotator": annotator, "logs": logs, "wall": wall, "store": url.split(":")[0]}
 
 
 def judge(m: dict[str, Any], sizes: Sizes) -> list[Result]:
@@ -319,7 +348,7 @@ def judge(m: dict[str, Any], sizes: Sizes) -> list[Result]:
     ideal = n / sizes.delay_s
     per_run = (m["rss"] - m["base_rss"]) / n
     events = sum(len(log) for log in logs.values())
-    common = {"runs": n, "viewers": len(viewers), "events_in_store": events,
+    common = {"store": m["store"], "runs": n, "viewers": len(viewers), "events_in_store": events,
               "events_viewed": sum(len(v.seqs) for v in viewers)}
     return [
         Result(f"lost_{n}", f"{n} runs: events lost by the {len(viewers)} SSE viewers", lost,
@@ -374,11 +403,11 @@ def run(args: argparse.Namespace) -> list[Result]:
                       sizes.viewers)
     root = Path(tempfile.mkdtemp(prefix="apollo-bench-load-"))
     try:
-        base = idle_server_rss(root)
+        base = idle_server_rss(root, args.db)
         results: list[Result] = []
         for n in sizes.runs:
             gc.collect()
-            results.extend(judge(one_size(root, n, sizes, base), sizes))
+            results.extend(judge(one_size(root, n, sizes, base, args.db), sizes))
         if len(sizes.runs) > 1:
             results.extend(changes(results, min(sizes.runs), max(sizes.runs)))
         return results
@@ -388,6 +417,8 @@ def run(args: argparse.Namespace) -> list[Result]:
 
 def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sizes", metavar="N,M", help="numbers of concurrent runs (default 50,200)")
+    p.add_argument("--db", metavar="postgresql://...", help="measure on this PostgreSQL "
+                   "database (each size in a new schema, dropped afterwards) instead of SQLite")
 
 
 def cli(argv: Sequence[str] | None = None) -> int:

@@ -66,6 +66,31 @@ def test_specs_are_checked_and_resolved_without_loading(model_dir: Path,
         parse_model_spec("hf:")
 
 
+def test_runs_fit_their_context_settings_to_the_models_window(
+        model_dir: Path, runner: Runner, store: SQLiteStore) -> None:
+    from apollo.agent import AgentConfig
+
+    spec = parse_model_spec(f"hf:{model_dir}")
+
+    def config(agent: AgentConfig | None = None) -> dict[str, Any]:
+        created = store.events(runner.create(TASK, spec, agent), types=["run_created"])[0]
+        assert isinstance(created, ev.RunCreated)
+        return {k: created.config[k] for k in ("context_window", "summarize_at")}
+
+    assert config() == {"context_window": 4096, "summarize_at": 3072}
+    assert config(AgentConfig(summarize_at=2000)) == {"context_window": 4096,
+                                                      "summarize_at": 2000}
+    assert config(AgentConfig(context_window=8000, summarize_at=6000)) == {
+        "context_window": 8000, "summarize_at": 6000}  # set on purpose: kept
+    with pytest.raises(ConfigError, match=r"summarize_at \(5000\) must be below the model's "
+                                          r"context window \(4096\)"):
+        runner.create(TASK, spec, AgentConfig(summarize_at=5000))
+    scripted = parse_model_spec("scripted:word-freq")
+    created = store.events(runner.create(TASK, scripted), types=["run_created"])[0]
+    assert isinstance(created, ev.RunCreated)
+    assert created.config["context_window"] == AgentConfig().context_window  # no window known
+
+
 def test_tool_calls_are_read_from_the_reply_in_both_modes(model_dir: Path) -> None:
     from apollo.models.hf import HFModel, HFOptions
 

@@ -332,7 +332,7 @@ def _show_context(events: list[ev.Event], step: int, as_json: bool) -> None:
     from apollo.agent.context import replay
     from apollo.render import context_view
 
-    for called, messages, sha in replay(events):
+    for called, messages, sha in replay(events, [step]):
         if called.step == step:
             if sha != called.prompt_sha256:
                 raise ApolloError(f"step {step}: the rebuilt context does not match the "

@@ -45,6 +45,13 @@ class Store(Protocol):
         """A run's events with seq > after, in order (optionally only some types)."""
         ...
 
+    async def aevents(
+        self, run_id: str, after: int = 0, types: Sequence[str] | None = None
+    ) -> list[Event]:
+        """`events` for the event loop: a read that may wait (a database across the network,
+        an outage) runs off the loop, so it holds up only its caller."""
+        ...
+
     def run(self, run_id: str) -> RunSummary:
         """One run's summary; raises `NotFound` (also for an ambiguous prefix)."""
         ...

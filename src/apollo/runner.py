@@ -66,6 +66,21 @@ def owner_alive(summary: RunSummary) -> bool:
     return silent < STALE_OWNER_S
 
 
+def fitted_window(agent: AgentConfig, model: ModelConfig) -> dict[str, int]:
+    """The context settings for a model that reports its window (an `hf:` model reads it from
+    its config): that window, and summaries at 3/4 of it, unless the agent config sets them."""
+    window = model.options.get("context_window")
+    if not isinstance(window, int) or window < 1000 or "context_window" in agent.model_fields_set:
+        return {}
+    fit = {"context_window": window}
+    if "summarize_at" not in agent.model_fields_set:
+        fit["summarize_at"] = int(window * 0.75)
+    elif agent.summarize_at >= window:
+        raise ConfigError(f"summarize_at ({agent.summarize_at}) must be below the model's "
+                          f"context window ({window})")
+    return fit
+
+
 def new_run_id(task_id: str) -> str:
     return f"{task_id[:24]}-{secrets.token_hex(4)}"
 
@@ -102,7 +117,7 @@ class Runner:
             "isolation": "none" if unsafe_local else "bwrap", "network": task.network,
             "tool_mode": model.options.get("tool_mode", "native"),
             "tools": agent.tools if "tools" in agent.model_fields_set else tools,
-            "bin_dir": str(bin_dir)})
+            "bin_dir": str(bin_dir), **fitted_window(agent, model)})
         run_id = new_run_id(task.id)
         workspace = self._prepare_workspace(task, run_id, agent.command_timeout_s, bin_dir)
         self.store.append(ev.RunCreated(
@@ -137,15 +152,15 @@ class Runner:
 
     async def execute(self, run_id: str, model: ModelConfig | None = None) -> ev.RunFinished:
         """Run (or resume) one run until it finishes, stops, or fails."""
-        summary = self.store.run(run_id)
+        summary = await asyncio.to_thread(self.store.run, run_id)
         run_id = summary.run_id
         if summary.status in TERMINAL_STATUSES and summary.status != "error":
-            finished = self.store.events(run_id, types=["run_finished"])[-1]
+            finished = (await self.store.aevents(run_id, types=["run_finished"]))[-1]
             assert isinstance(finished, ev.RunFinished)
             return finished
         if owner_alive(summary):
             raise RunBusy(f"run {run_id} is being executed by {summary.owner}")
-        created = self.store.events(run_id, types=["run_created"])[0]
+        created = (await self.store.aevents(run_id, types=["run_created"]))[0]
         assert isinstance(created, ev.RunCreated)
         model_cfg = model or ModelConfig.model_validate(created.model)
         backend = build_model(model_cfg)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from apollo import events as ev
 from apollo.agent import prompts
+from apollo.errors import ApolloError
 from apollo.models.base import ChatMessage, ToolMode
 
 
@@ -139,25 +141,55 @@ def _size(m: ChatMessage) -> int:
         len(c["function"]["name"]) + len(c["function"]["arguments"]) for c in calls)
 
 
-def replay(
-    events: list[ev.Event],
-) -> Iterator[tuple[ev.ModelCalled, list[ChatMessage], str]]:
-    """Rebuild, from a run's log, the exact prompt of every recorded action and its hash.
+@dataclass(frozen=True)
+class Replayed:
+    """One step's model call, rebuilt from the log."""
+
+    called: ev.ModelCalled
+    messages: list[ChatMessage]
+    """The exact messages of the request (the status line on the newest one)."""
+    sha256: str
+    """`prompt_hash` of the tools and `messages`, recomputed from scratch."""
+    reply: ChatMessage
+    """The assistant message the answer became in the context."""
+    status: str
+    """The status line appended to the newest message."""
+    summarized: ev.ContextSummarized | None
+    """The latest summary applied before this step (its snapshot heads the history)."""
+
+
+def replay_steps(events: Sequence[ev.Event],
+                 steps: Collection[int] | None = None) -> Iterator[Replayed]:
+    """Rebuild, from a run's log, the exact prompt of every recorded action (or only of
+    `steps`, in step order) and its hash.
 
     The hash is recomputed from scratch (`prompt_hash`), so comparing it with the recorded
-    `prompt_sha256` proves the rebuilt prompt is the one the model received.
+    `prompt_sha256` proves the rebuilt prompt is the one the model received. Only the chosen
+    steps are materialised and hashed: the fold itself is linear in the log.
     """
     from apollo.agent.config import AgentConfig
     from apollo.tools import Toolbox
 
-    created = events[0]
+    created = events[0] if events else None
     if not isinstance(created, ev.RunCreated):
-        raise ValueError("a run's log starts with run_created")
+        raise ApolloError("a run's log starts with run_created")
     cfg = AgentConfig.model_validate(created.config)
     ctx = Context(created, Toolbox(cfg.tools).schemas, cfg.tool_mode)
+    wanted = None if steps is None else set(steps)
     for e in events:
-        if isinstance(e, ev.ModelCalled):
+        if isinstance(e, ev.ModelCalled) and (wanted is None or e.step in wanted):
             status = prompts.status_line(e.step, cfg.max_steps, e.elapsed_s, cfg.max_time_s)
             messages, _ = ctx.prompt(status)
-            yield e, messages, prompt_hash(ctx.request_tools, messages)
-        ctx.apply(e)
+            sha = prompt_hash(ctx.request_tools, messages)
+            summary = ctx.summary
+            ctx.apply(e)
+            yield Replayed(e, messages, sha, ctx.messages[-1], status, summary)
+        else:
+            ctx.apply(e)
+
+
+def replay(events: Sequence[ev.Event], steps: Collection[int] | None = None,
+           ) -> Iterator[tuple[ev.ModelCalled, list[ChatMessage], str]]:
+    """`replay_steps` as (the model call, its rebuilt messages, their hash)."""
+    for r in replay_steps(events, steps):
+        yield r.called, r.messages, r.sha256

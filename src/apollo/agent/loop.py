@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from apollo import events as ev
-from apollo.agent import prompts
+from apollo.agent import prompts, summarize
 from apollo.agent.config import AgentConfig
 from apollo.agent.context import Context
 from apollo.agent.environment import run_sandbox, task_bin
 from apollo.agent.state import RunState
-from apollo.agent.summarize import Guidance, TokenCounter, choose_cut, summarize
-from apollo.agent.summarize import event as summary_event
+from apollo.agent.summarize import TokenCounter
 from apollo.errors import ConfigError, Failed, Finished, LimitReached, ModelError, RunEnded, Stopped
 from apollo.models.base import ModelRequest, ModelResponse
 from apollo.models.openai_compat import Retry, on_retry
@@ -58,9 +57,9 @@ class Agent:
         self.state.apply(e)
         self.ctx.apply(e)
 
-    def _absorb(self) -> None:
+    async def _absorb(self) -> None:
         """Apply events appended since the last one applied (by anyone, in order)."""
-        for e in self.store.events(self.run_id, after=self.state.seq):
+        for e in await self.store.aevents(self.run_id, after=self.state.seq):
             self._apply(e)
 
     async def _append(self, e: ev.Event) -> ev.Event:
@@ -68,13 +67,13 @@ class Agent:
         if stored.seq == self.state.seq + 1:
             self._apply(stored)
         else:  # someone else appended in between: apply theirs first, in order
-            self._absorb()
+            await self._absorb()
         return stored
 
     # -- the run ----------------------------------------------------------------------------
 
     async def run(self) -> ev.RunFinished:
-        history = self.store.events(self.run_id)
+        history = await self.store.aevents(self.run_id)
         created = history[0]
         assert isinstance(created, ev.RunCreated)
         self.cfg = AgentConfig.model_validate(created.config)
@@ -128,7 +127,7 @@ class Agent:
 
     async def _boundary(self) -> None:
         """Between steps: honour stop and pause, check limits, deliver queued guidance."""
-        self._absorb()
+        await self._absorb()
         st = self.state
         if st.finish_answer is not None:
             raise Finished("the agent called finish", answer=st.finish_answer)
@@ -136,10 +135,10 @@ class Agent:
             paused_at = time.monotonic()
             while st.paused and st.stop is None:
                 await self.store.wait(self.run_id, st.seq)
-                self._absorb()
+                await self._absorb()
             self._paused_s += time.monotonic() - paused_at
         if st.stop is not None:
-            raise Stopped(_stop_reason(st.stop))
+            raise Stopped(st.stop_reason)
         if st.step >= self.cfg.max_steps:
             raise LimitReached(f"max steps ({self.cfg.max_steps}) reached")
         if self.elapsed() >= self.cfg.max_time_s:
@@ -149,20 +148,14 @@ class Agent:
                 run_id=self.run_id, guidance_ids=list(st.queued), step=st.step))
 
     async def _fit_context(self) -> None:
-        """Summarise the older half of the history when the prompt grows past the threshold."""
-        tokens = self.counter.count(self.ctx)
-        cut = choose_cut(self.ctx) if tokens > self.cfg.summarize_at else None
-        if cut is None:
-            return
-        guidance = [Guidance(g, t, s) for g, t, s in self.ctx.delivered if s <= cut]
-        made = await self._guarded(summarize(  # a stop cuts it short too
-            self.summarizer, self.ctx, cut, self.task.instructions, guidance, self.run_id),
-            self.state.step + 1, None, "summary")
-        if made is None:  # an interrupting message: deliver it first, summarise next step
-            return
-        text, method, appended = made
-        await self._append(summary_event(self.run_id, self.ctx, cut, text, method, guidance,
-                                         appended, tokens))
+        """Summarise the older half of the history when the prompt grows past the threshold
+        (a stop cuts the summary short too; an interrupting message is delivered first)."""
+        made = await summarize.fit(
+            self.ctx, self.counter, self.cfg.summarize_at, self.summarizer,
+            self.task.instructions, self.run_id,
+            partial(self._guarded, step=self.state.step + 1, action_id=None, purpose="summary"))
+        if made is not None:
+            await self._append(made)
 
     async def _step(self) -> None:
         await self._fit_context()
@@ -233,7 +226,7 @@ class Agent:
                     waiter.cancel()
                 if task in done:
                     return task.result()
-                self._absorb()
+                await self._absorb()
                 stop = self.state.stop
                 if stop is None and not (phase == "model" and self.state.interrupt_pending):
                     continue
@@ -244,7 +237,7 @@ class Agent:
                     run_id=self.run_id, step=step, action_id=action_id, phase=phase,
                     reason="stop" if stop else "interrupt"))
                 if stop is not None:
-                    raise Stopped(_stop_reason(stop))
+                    raise Stopped(self.state.stop_reason)
                 return None
         finally:
             if not task.done():
@@ -260,6 +253,3 @@ class Agent:
     async def _grade(self) -> Grade:
         return await asyncio.to_thread(grade, self.task, self.workspace, task_bin(self.cfg))
 
-
-def _stop_reason(stop: ev.RunStopped) -> str:
-    return f"stopped by {stop.author}" + (f": {stop.reason}" if stop.reason else "")

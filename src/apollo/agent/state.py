@@ -35,6 +35,13 @@ class RunState:
     def interrupt_pending(self) -> bool:
         return any(g.interrupt for g in self.queued.values())
 
+    @property
+    def stop_reason(self) -> str:
+        """Who stopped the run, and why (the reason of its `run_finished`)."""
+        assert self.stop is not None
+        return f"stopped by {self.stop.author}" + (f": {self.stop.reason}" if self.stop.reason
+                                                   else "")
+
     def apply(self, e: ev.Event) -> None:
         if e.seq != self.seq + 1:
             raise ValueError(f"run {e.run_id}: event {e.seq} applied after {self.seq}")

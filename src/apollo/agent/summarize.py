@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -147,10 +148,14 @@ def verbatim(guidance: list[Guidance]) -> str:
         f"- [{g.gid}] (after step {g.step}) {g.text}" for g in guidance)
 
 
+Summarized = tuple[str, Literal["model", "truncation"], list[str]]
+"""(summary, method, guidance ids appended verbatim)."""
+
+
 async def summarize(
     model: Model, ctx: Context, cut: int, task: str, guidance: list[Guidance], run_id: str,
     attempts: int = 3,
-) -> tuple[str, Literal["model", "truncation"], list[str]]:
+) -> Summarized:
     """(summary, method, guidance ids appended verbatim)."""
     text = request_text(ctx, cut, task, guidance)
     scale = backoff_scale()
@@ -213,3 +218,22 @@ def event(run_id: str, ctx: Context, cut: int, summary: str,
         run_id=run_id, summary=summary, first_step=1, last_step=cut,
         method=method,
         guidance_ids=[g.gid for g in guidance], verbatim_ids=appended, tokens_before=tokens)
+
+
+async def fit(ctx: Context, counter: TokenCounter, summarize_at: int, model: Model, task: str,
+              run_id: str,
+              guard: Callable[[Coroutine[Any, Any, Summarized]], Awaitable[Summarized | None]],
+              ) -> ev.ContextSummarized | None:
+    """The summary event that makes the context fit again, when the prompt has grown past
+    `summarize_at` tokens; None when it fits, or when `guard` (the loop's watch for stops
+    and interrupting messages) cut the summary request short."""
+    tokens = counter.count(ctx)
+    cut = choose_cut(ctx) if tokens > summarize_at else None
+    if cut is None:
+        return None
+    guidance = [Guidance(g, t, s) for g, t, s in ctx.delivered if s <= cut]
+    made = await guard(summarize(model, ctx, cut, task, guidance, run_id))
+    if made is None:
+        return None
+    text, method, appended = made
+    return event(run_id, ctx, cut, text, method, guidance, appended, tokens)

@@ -147,20 +147,18 @@ def clear_output(out: Path) -> None:
 
 
 def create_runs(store: Store, home: Home, evaluation: Evaluation) -> list[str]:
-    """Create the runs: every task × every seed, guidance off, the model's context window."""
+    """Create the runs: every task × every seed, guidance off (the runner fits the context
+    settings to the model's window)."""
     from apollo.runner import Runner
 
     cfg, model = evaluation.cfg, evaluation.model
     runner = Runner(store, home, max_concurrent=cfg.concurrency)
-    window = model.options.get("context_window")
-    fit = ({"context_window": window, "summarize_at": int(window * 0.75)}
-           if isinstance(window, int) and window >= 1000 else {})
     for task in evaluation.suite.tasks:
         agent = AgentConfig(
             max_steps=cfg.max_steps or task.limits.max_steps,
             max_time_s=cfg.max_time or task.limits.max_time_s,
             command_timeout_s=task.limits.command_timeout_s,
-            tool_mode=model.options.get("tool_mode", "native"), guidance=False, **fit)
+            tool_mode=model.options.get("tool_mode", "native"), guidance=False)
         for seed in range(cfg.seeds):
             seeded = model
             if model.spec.startswith("hf:"):  # a sampling model gets a seed per run

@@ -138,7 +138,7 @@ def context(events: Sequence[ev.Event], step: int) -> dict[str, Any]:
     their hash matches the one recorded."""
     from apollo.agent.context import replay
 
-    for called, messages, sha in replay(list(events)):
+    for called, messages, sha in replay(events, [step]):
         if called.step == step:
             return {"step": step, "action_id": called.action_id, "messages": messages,
                     "sha256": sha, "recorded_sha256": called.prompt_sha256,

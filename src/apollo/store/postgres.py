@@ -270,6 +270,13 @@ class PostgresStore(QueuedAppends):
         rows = self._read(lambda c: c.execute(sql + " ORDER BY seq", args).fetchall())
         return [parse_event(r[0]) for r in rows]
 
+    async def aevents(
+        self, run_id: str, after: int = 0, types: Sequence[str] | None = None
+    ) -> list[Event]:
+        """`events` off the event loop: a round trip to the server (or an outage, waited out)
+        holds up only the caller, not every run of the process."""
+        return await asyncio.to_thread(self.events, run_id, after, types)
+
     def feed(self, after: int = 0, limit: int = 1000) -> list[tuple[int, Event]]:
         """Events of every run past the global id `after`, with their global ids."""
         rows = self._read(lambda c: c.execute(

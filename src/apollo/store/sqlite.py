@@ -194,6 +194,13 @@ class SQLiteStore(QueuedAppends):
         rows = self._reader().execute(sql + " ORDER BY seq", args).fetchall()
         return [parse_event(r[0]) for r in rows]
 
+    async def aevents(
+        self, run_id: str, after: int = 0, types: Sequence[str] | None = None
+    ) -> list[Event]:
+        """`events`, read on the loop: a local WAL read never waits on the writer, and a hop
+        to a thread would cost more than the read (it is on every step's path)."""
+        return self.events(run_id, after, types)
+
     def feed(self, after: int = 0, limit: int = 1000) -> list[tuple[int, Event]]:
         """Events of every run past the global id `after`, with their global ids."""
         rows = self._reader().execute(
