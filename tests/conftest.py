@@ -10,7 +10,7 @@ import socket
 import subprocess
 import tempfile
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -202,6 +202,21 @@ def pg_url(postgres_server: PostgresServer) -> Iterator[str]:
     yield f"{postgres_server.url()}?options=-csearch_path%3D{name}"
     with suppress(Exception):  # the server may have been stopped by a failed outage test
         postgres_server.sql(f"DROP SCHEMA {name} CASCADE")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """The async tests (`pytest.mark.anyio`) run on asyncio."""
+    return "asyncio"
+
+
+@pytest.fixture
+async def h(tmp_path: Path, any_store_url: str, anyio_backend: str) -> AsyncIterator[Any]:
+    """The console in-process (`test_server_support.Harness`) over each store kind in turn."""
+    from test_server_support import harness
+
+    async with harness(tmp_path, store_url=any_store_url) as hh:
+        yield hh
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -46,11 +46,6 @@ pytestmark = pytest.mark.anyio
 DATA = Path(__file__).parent / "data"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def guided_script(path: Path) -> Path:
     """Thinks (slowly) until guidance says "wrap up", then finishes with answer "guided"."""
     return write_script(

@@ -5,31 +5,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from apollo import events as ev
 from apollo.server.api import MAX_GUIDANCE_CHARS
-from test_server_support import Harness, harness
+from test_server_support import Harness
 
 pytestmark = pytest.mark.anyio
 
 SLOW = [{"call": "think", "args": {"thought": "slow"}, "delay": 60}]
 """A script whose first step takes a minute (the run stays live while the test acts)."""
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def h(tmp_path: Path, any_store_url: str, anyio_backend: str) -> AsyncIterator[Harness]:
-    """The console over each store kind in turn."""
-    async with harness(tmp_path, store_url=any_store_url) as hh:
-        yield hh
 
 
 def step(run_id: str, n: int, call: str = "run", args: dict[str, Any] | None = None,

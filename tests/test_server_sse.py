@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,21 +13,9 @@ import pytest
 from apollo import events as ev
 from apollo.server import hub as hub_module
 from test_server_api import SLOW, step
-from test_server_support import Harness, harness, read_sse
+from test_server_support import Harness, read_sse
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def h(tmp_path: Path, any_store_url: str, anyio_backend: str) -> AsyncIterator[Harness]:
-    """The console over each store kind in turn."""
-    async with harness(tmp_path, store_url=any_store_url) as hh:
-        yield hh
 
 
 def count(n: int) -> Any:
