@@ -196,8 +196,7 @@ class Runner:
 
     def resumable(self) -> list[str]:
         """Unfinished runs that no live process executes (e.g. after a crash)."""
-        return [s.run_id for s in self.store.runs()
-                if s.status not in TERMINAL_STATUSES and not owner_alive(s)]
+        return self.orphaned(unclaimed_after_s=0.0)
 
     def orphaned(self, unclaimed_after_s: float = STALE_OWNER_S) -> list[str]:
         """Unfinished runs to adopt while others work beside this process: runs whose owner
